@@ -1,0 +1,66 @@
+"""iimm: predict what fine-tuning does to vision-language dual encoders.
+
+The Inter-Intra Modal Measure (IIMM, Niss et al.) and the embedding measures
+of the paper need only numpy and are imported eagerly. Everything that needs
+the deep-learning stack (models, embedding, fine-tuning, the study runner) is
+imported lazily on first attribute access, so ``import iimm`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .measures import (
+    all_measures,
+    calinski_harabasz,
+    clustering_entropy,
+    correct_label_alignment,
+    davies_bouldin,
+    iimm,
+    incorrect_label_alignment,
+    inter_modal,
+    intra_images,
+    intra_texts,
+    modality_gap,
+    modality_gap_vector,
+    silhouette,
+    MeasureAccumulator,
+)
+
+__version__ = "0.1.0"
+
+# name -> submodule; resolved on first access (PEP 562).
+_LAZY: dict[str, str] = {}
+
+__all__ = [
+    "__version__",
+    "all_measures",
+    "calinski_harabasz",
+    "clustering_entropy",
+    "correct_label_alignment",
+    "davies_bouldin",
+    "iimm",
+    "incorrect_label_alignment",
+    "inter_modal",
+    "intra_images",
+    "intra_texts",
+    "modality_gap",
+    "modality_gap_vector",
+    "silhouette",
+    "MeasureAccumulator",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'iimm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -163,14 +163,17 @@ class MeasureAccumulator:
                 w = 1.0 / np.sqrt(sq)
             else:
                 w = np.ones_like(sq)
-            self.total += w @ x
             self.sq_norms += float(sq @ (w * w))
             if lab is not None:
-                self._add_class_sums(x, w, lab[start : start + x.shape[0]])
+                # the class sums add up to the total: one scatter-add gives both
+                self.total += self._add_class_sums(x, w, lab[start : start + x.shape[0]])
+            else:
+                self.total += w @ x
             self.n += x.shape[0]
         return self
 
-    def _add_class_sums(self, x: np.ndarray, w: np.ndarray, lab: np.ndarray) -> None:
+    def _add_class_sums(self, x: np.ndarray, w: np.ndarray, lab: np.ndarray) -> np.ndarray:
+        """Add this block's weighted per-class sums; return the block's weighted total."""
         from scipy.sparse import csr_matrix
 
         n_cls = int(lab.max()) + 1 if lab.size else 0
@@ -183,8 +186,10 @@ class MeasureAccumulator:
             self.class_counts = np.concatenate([self.class_counts, np.zeros(grow, dtype=np.int64)])
         k = self.class_sums.shape[0]
         weights = csr_matrix((w, (lab, np.arange(lab.size))), shape=(k, lab.size))
-        self.class_sums += weights @ x
+        block_sums = weights @ x
+        self.class_sums += block_sums
         self.class_counts += np.bincount(lab, minlength=k)
+        return block_sums.sum(axis=0)
 
     # -- results ------------------------------------------------------------
 

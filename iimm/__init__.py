@@ -31,7 +31,26 @@ from .measures import (
 __version__ = "0.1.0"
 
 # name -> submodule; resolved on first access (PEP 562).
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    # models: registry and the DualEncoder wrapper
+    "DualEncoder": "models",
+    "WeightsNotFoundError": "models",
+    "list_models": "models",
+    "load_model": "models",
+    "register_model": "models",
+    "tiny_model_cfg": "models",
+    "zero_shot_head": "models",
+    # data: dataset registry and splits
+    "DatasetNotFoundError": "data",
+    "dataset_info": "data",
+    "list_datasets": "data",
+    "load_dataset": "data",
+    "register_dataset": "data",
+    "register_imagefolder": "data",
+    # embeddings and their cache
+    "Embeddings": "embed",
+    "embed": "embed",
+}
 
 __all__ = [
     "__version__",

@@ -12,7 +12,7 @@ import sys
 from typing import Sequence
 
 # sub-command modules, in the order of the data flow
-_COMMAND_MODULES: tuple[str, ...] = ()
+_COMMAND_MODULES: tuple[str, ...] = ("embed",)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ whole embedding matrix is made. An iterator of batches can be streamed through
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -522,26 +523,25 @@ def calinski_harabasz(images: Any, texts: Any, *, normalize: bool = True) -> flo
 
 
 def _kde_entropy(x: np.ndarray, block: int = 2048) -> float:
-    """Entropy of one cluster from a Gaussian KDE evaluated at its own points."""
+    """Resubstitution entropy of one cluster under its Gaussian KDE: ``-mean log p(x)``."""
     n, d = x.shape
     if n < 2:
-        return 0.0
+        raise ValueError(f"clustering entropy needs at least 2 points per cluster; got {n}")
     sigma = math.sqrt(float(np.mean(x.var(axis=0, ddof=1))))
     if sigma == 0.0:
-        return 0.0
+        raise ValueError("clustering entropy is undefined for a cluster of identical points (zero variance)")
     h = sigma * n ** (-1.0 / (d + 4))  # Scott's rule, isotropic kernel
     from scipy.special import logsumexp
 
     sq = np.einsum("ij,ij->i", x, x)
-    log_p = np.empty(n)
+    log_k = np.empty(n)
     for i0 in range(0, n, block):
         xi = x[i0 : i0 + block]
         d2 = sq[i0 : i0 + block, None] + sq[None, :] - 2.0 * (xi @ x.T)
         np.maximum(d2, 0.0, out=d2)
-        log_p[i0 : i0 + block] = logsumexp(-d2 / (2.0 * h * h), axis=1)
-    # normalise the densities over the cluster's points: p(x) sums to one
-    log_p -= logsumexp(log_p)
-    return float(-np.sum(np.exp(log_p) * log_p))
+        log_k[i0 : i0 + block] = logsumexp(-d2 / (2.0 * h * h), axis=1)
+    log_p = log_k - math.log(n) - 0.5 * d * math.log(2.0 * math.pi * h * h)
+    return float(-np.mean(log_p))
 
 
 def clustering_entropy(
@@ -555,12 +555,16 @@ def clustering_entropy(
     r"""Total clustering entropy of images and texts (App. A.1.3).
 
     .. math:: H_{total} = H(I)\frac{N_I}{N} + H(T)\frac{N_T}{N},\qquad
-              H(X) = -\sum_{x\in X} p(x)\log p(x)
+              H(X) = -\int p(x)\log p(x)\,dx \approx -\frac{1}{|X|}\sum_{x\in X}\log \hat p(x)
 
-    Each cluster's density is a Gaussian kernel density estimate (isotropic kernel,
-    Scott's bandwidth :math:`\sigma n^{-1/(d+4)}`) evaluated at the cluster's own
-    points; the densities are normalised over those points so that :math:`p` sums
-    to one and :math:`H(X)\in[0, \log|X|]`.
+    Each cluster's density :math:`\hat p` is a Gaussian kernel density estimate
+    (isotropic kernel, Scott's bandwidth :math:`h=\sigma n^{-1/(d+4)}` with
+    :math:`\sigma^2` the mean per-dimension variance) evaluated at the cluster's own
+    points (the resubstitution estimate of the differential entropy; the paper's
+    :math:`-\sum p\log p` written as an expectation over the cluster's points).
+    In high dimension the kernel is narrow next to the distances between points,
+    so the estimate is dominated by :math:`\log n + \tfrac d2\log(2\pi h^2)`:
+    it then measures the spread (log-volume) of each cluster.
 
     Cost: O(n^2 d) per cluster. Images are subsampled (seeded) to at most
     ``max_samples`` points (``None`` for all).
@@ -599,7 +603,8 @@ def all_measures(
     ``silhouette_cosine``, ``silhouette_euclidean``, ``davies_bouldin``,
     ``calinski_harabasz``, ``clustering_entropy``. The two O(N^2) measures
     (Euclidean silhouette, entropy) use at most ``sample_size`` images (seeded)
-    and can be switched off (their value is then NaN).
+    and can be switched off (their value is then NaN); the entropy is also NaN,
+    with a ``RuntimeWarning``, when a cluster has zero variance.
     """
     arr = _embedding_array(images, "images", 2)
     t = _texts64(texts, normalize, arr.shape[1])
@@ -621,10 +626,13 @@ def all_measures(
         ),
         "davies_bouldin": davies_bouldin(arr, t, normalize=normalize),
         "calinski_harabasz": calinski_harabasz(arr, t, normalize=normalize),
-        "clustering_entropy": (
-            clustering_entropy(arr, t, normalize=normalize, max_samples=sample_size, random_state=random_state)
-            if entropy
-            else math.nan
-        ),
+        "clustering_entropy": math.nan,
     }
+    if entropy:
+        try:
+            out["clustering_entropy"] = clustering_entropy(
+                arr, t, normalize=normalize, max_samples=sample_size, random_state=random_state
+            )
+        except ValueError as exc:  # a degenerate cluster: the other measures still stand
+            warnings.warn(f"clustering_entropy set to NaN: {exc}", RuntimeWarning, stacklevel=2)
     return out

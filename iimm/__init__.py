@@ -27,6 +27,19 @@ from .measures import (
     silhouette,
     MeasureAccumulator,
 )
+from .transferability import (
+    all_scores,
+    emms,
+    gbc,
+    hscore,
+    label_embeddings_from_dual_encoder,
+    label_embeddings_from_minilm,
+    logme,
+    ncti,
+    normalize_across_models,
+    sfda,
+    transrate,
+)
 
 __version__ = "0.1.0"
 
@@ -68,6 +81,17 @@ __all__ = [
     "modality_gap_vector",
     "silhouette",
     "MeasureAccumulator",
+    "all_scores",
+    "emms",
+    "gbc",
+    "hscore",
+    "label_embeddings_from_dual_encoder",
+    "label_embeddings_from_minilm",
+    "logme",
+    "ncti",
+    "normalize_across_models",
+    "sfda",
+    "transrate",
     *_LAZY,
 ]
 

@@ -63,6 +63,26 @@ _LAZY: dict[str, str] = {
     # embeddings and their cache
     "Embeddings": "embed",
     "embed": "embed",
+    # fine-tuning and ID/OOD evaluation
+    "METHODS": "finetune",
+    "TrainConfig": "finetune",
+    "TrainResult": "finetune",
+    "evaluate": "finetune",
+    "evaluations_table": "finetune",
+    "grid_search": "finetune",
+    "load_trained": "finetune",
+    "paper_grid": "finetune",
+    "prepare": "finetune",
+    "runs_table": "finetune",
+    "save_trained": "finetune",
+    "train": "finetune",
+    # the study runner
+    "StudyConfig": "study",
+    "run_study": "study",
+    # statistics and the book
+    "gain_over_zero_shot_error": "stats",
+    "load_study": "stats",
+    "build_book": "book",
 }
 
 __all__ = [

@@ -149,8 +149,11 @@ class MeasureAccumulator:
         # One cache-sized float64 block at a time: the row norms give both the
         # NaN/inf check and the normalisation weights, so each block is read
         # by BLAS twice (norms, weighted sums) and never divided out.
+        buf = np.empty((min(_BLOCK, arr.shape[0]), arr.shape[1]))  # reused: no allocation per block
         for start in range(0, arr.shape[0], _BLOCK):
-            x = np.asarray(arr[start : start + _BLOCK], dtype=np.float64)
+            block = arr[start : start + _BLOCK]
+            x = buf[: block.shape[0]]
+            np.copyto(x, block, casting="unsafe")
             sq = np.einsum("ij,ij->i", x, x)
             if not np.isfinite(sq).all():
                 row = start + int(np.argmax(~np.isfinite(x).all(axis=1)))

@@ -38,8 +38,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _naive_transferability as naive  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import naive_transferability as naive  # noqa: E402
 
 from iimm import transferability as T  # noqa: E402
 

@@ -1,10 +1,10 @@
-"""Naive reference implementations of the transferability scores, for the benchmark.
+"""Naive reference implementations of the transferability scores (tests and benchmark).
 
 Written from each paper's equations with explicit loops over samples, classes and
 class pairs and explicit D x D matrices (NCTI and GBC through scikit-learn's PCA/LDA,
-as the authors' scripts do). The same references live in
-``tests/test_transferability.py``, where they are checked against
-:mod:`iimm.transferability`; this copy keeps the benchmark independent of the tests.
+as the authors' scripts do). ``tests/test_transferability.py`` checks
+:mod:`iimm.transferability` against them; ``benchmarks/bench_transferability.py``
+times both.
 """
 
 from __future__ import annotations

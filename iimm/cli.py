@@ -12,7 +12,7 @@ import sys
 from typing import Sequence
 
 # sub-command modules, in the order of the data flow
-_COMMAND_MODULES: tuple[str, ...] = ("embed", "finetune.cli", "study.cli", "book")
+_COMMAND_MODULES: tuple[str, ...] = ("embed", "finetune.cli", "study.cli", "sandbox.cli", "book")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,6 +36,7 @@ Schema (every section optional except ``study``, ``models`` and ``datasets``)::
       methods:
         full: {models: [clip, siglip]}
         lora: {models: [clip], grid: {rank: [2, 4, 8, 16]}, options: {}}   # options of iimm.finetune.prepare
+        probe: {models: []}           # an empty list switches a method off (useful in profiles)
     evaluate: {enabled: true, split: test, datasets: null, batch_size: 256}
     executor:
       kind: local                     # local | ray
@@ -553,6 +554,8 @@ def _validate(doc: dict, ctx: _Ctx, base_dir: Path, path: Path | None, profile: 
     for meth, spec in mdoc.items():
         mp = (*fp, "methods", meth)
         spec = ctx.mapping(spec, mp, ("models", "grid", "options"), required=("models",))
+        if isinstance(spec["models"], list) and not spec["models"]:
+            continue  # `models: []` switches a method off (e.g. in a profile)
         own = ctx.mapping(spec.get("grid"), (*mp, "grid"))
         grid: dict[str, tuple] = {}
         for k, v in default_grid.items():

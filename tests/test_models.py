@@ -261,3 +261,16 @@ def test_vit_b32_random_init_real_architecture():
         ft = m.encode_text(m.tokenize(["a photo of a cat."]))
     assert fi.shape == (1, 512) and ft.shape == (1, 512)
     assert torch.allclose(fi.norm(dim=1), torch.ones(1), atol=1e-5)
+
+
+def test_random_init_coca_decoder_projection_is_seeded_and_finite():
+    import torch
+
+    from iimm.models import load_model, register_model, tiny_model_cfg
+
+    register_model("tiny-coca-proj", model_cfg=tiny_model_cfg("coca"), overwrite=True)
+    a = load_model("tiny-coca-proj", pretrained=False, seed=0).model.text_decoder.text_projection.detach()
+    b = load_model("tiny-coca-proj", pretrained=False, seed=0).model.text_decoder.text_projection.detach()
+    c = load_model("tiny-coca-proj", pretrained=False, seed=1).model.text_decoder.text_projection.detach()
+    assert torch.isfinite(a).all() and torch.equal(a, b) and not torch.equal(a, c)
+    assert abs(float(a.std()) - a.shape[0] ** -0.5) < 0.5 * a.shape[0] ** -0.5

@@ -41,3 +41,6 @@ __all__ = [
     "splits_file",
     "unregister_dataset",
 ]
+
+# The offline sandbox models and tasks are registered like the paper's (cheap: numpy only).
+from .. import sandbox as _sandbox  # noqa: E402,F401

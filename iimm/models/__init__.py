@@ -40,3 +40,6 @@ __all__ = [
     "unregister_model",
     "zero_shot_head",
 ]
+
+# The offline sandbox models and tasks are registered like the paper's (cheap: numpy only).
+from .. import sandbox as _sandbox  # noqa: E402,F401

@@ -428,6 +428,20 @@ def _checkpoint_for(spec: ModelSpec, display: str) -> Path | None:
     return path
 
 
+def _init_coca_decoder_projection(model: Any) -> None:
+    """Initialise CoCa's decoder ``text_projection``, which open_clip 3.3 leaves uninitialised.
+
+    (``torch.empty`` memory: random-init CoCa models would otherwise differ from run to run in
+    their captioning logits.) A pretrained checkpoint loaded afterwards overwrites it.
+    """
+    import torch
+
+    proj = getattr(getattr(model, "text_decoder", None), "text_projection", None)
+    if isinstance(proj, torch.nn.Parameter):
+        with torch.no_grad():
+            torch.nn.init.normal_(proj, std=proj.shape[0] ** -0.5)
+
+
 def load_model(
     name: str,
     device: Any = "cpu",
@@ -506,6 +520,8 @@ def load_model(
                 arch, pretrained=str(ckpt) if (pretrained and ckpt) else None, precision=precision, device=dev,
                 force_quick_gelu=quick_gelu, force_preprocess_cfg=pp or None,
             )
+            if not (pretrained and ckpt):
+                _init_coca_decoder_projection(model)
         text_cfg = open_clip.get_model_config(arch)["text_cfg"]
         cfg_id = f"{arch}:quick_gelu={quick_gelu}"
     elif kind == "local-dir":
@@ -550,6 +566,7 @@ def load_model(
                     model.visual.set_input_size(vcfg["image_size"])  # timm towers are built at their default size
                 text_cfg = dict(cfg["text_cfg"])
                 cfg_id = f"cfg:{config_hash(spec.model_cfg)}"
+            _init_coca_decoder_projection(model)
         if pretrained:
             open_clip.load_checkpoint(model, str(ckpt))
         model.to(device=dev, dtype=_precision_dtype(precision))

@@ -42,7 +42,8 @@ test: install system-deps offline-data
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
-STUDY ?= data/sandbox
+# the shipped study cache: the full sandbox profile when present, else the quick one
+STUDY ?= $(firstword $(wildcard data/sandbox) data/sandbox-quick)
 book: install system-deps
 	$(BIN)/python -m iimm.book build --study $(STUDY)
 

@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 _CHUNK = 8192
-_BLOCK = 1024  # rows per float64 block in the one-pass accumulator
+_BLOCK = 4096  # rows per block in the one-pass accumulator
 
 
 # --------------------------------------------------------------------------- input handling
@@ -146,18 +146,28 @@ class MeasureAccumulator:
         lab = check_labels(labels, arr.shape[0]) if labelled else None
         if self.total is None:
             self.total = np.zeros(arr.shape[1])
-        # One cache-sized float64 block at a time: the row norms give both the
-        # NaN/inf check and the normalisation weights, so each block is read
-        # by BLAS twice (norms, weighted sums) and never divided out.
-        buf = np.empty((min(_BLOCK, arr.shape[0]), arr.shape[1]))  # reused: no allocation per block
+        # One cache-sized block at a time: the row norms give both the NaN/inf
+        # check and the normalisation weights, so each block is read by BLAS
+        # twice (norms, weighted sums) and never divided out. Half/single
+        # precision input is summed within a block in float32 (BLAS speed) and
+        # accumulated across blocks in float64; double input stays float64.
+        work = np.float32 if arr.dtype in (np.float16, np.float32) else np.float64
+        buf = np.empty((min(_BLOCK, arr.shape[0]), arr.shape[1]), dtype=work)  # reused: no allocation per block
         for start in range(0, arr.shape[0], _BLOCK):
             block = arr[start : start + _BLOCK]
-            x = buf[: block.shape[0]]
-            np.copyto(x, block, casting="unsafe")
-            sq = np.einsum("ij,ij->i", x, x)
+            if block.dtype == work and block.flags.c_contiguous:
+                x = block
+            else:
+                x = buf[: block.shape[0]]
+                np.copyto(x, block, casting="unsafe")
+            sq = np.einsum("ij,ij->i", x, x).astype(np.float64)
             if not np.isfinite(sq).all():
-                row = start + int(np.argmax(~np.isfinite(x).all(axis=1)))
-                raise ValueError(f"images contains NaN or inf values (first at row {row})")
+                if np.isfinite(x).all():  # float32 overflow of huge but finite values: redo in float64
+                    x = x.astype(np.float64)
+                    sq = np.einsum("ij,ij->i", x, x)
+                if not np.isfinite(sq).all():
+                    row = start + int(np.argmax(~np.isfinite(x).all(axis=1)))
+                    raise ValueError(f"images contains NaN or inf values (first at row {row})")
             if self.normalize:
                 if (sq == 0).any():
                     raise ValueError(
@@ -170,9 +180,9 @@ class MeasureAccumulator:
             self.sq_norms += float(sq @ (w * w))
             if lab is not None:
                 # the class sums add up to the total: one scatter-add gives both
-                self.total += self._add_class_sums(x, w, lab[start : start + x.shape[0]])
+                self.total += self._add_class_sums(x, w.astype(x.dtype), lab[start : start + x.shape[0]])
             else:
-                self.total += w @ x
+                self.total += (w.astype(x.dtype) @ x).astype(np.float64)
             self.n += x.shape[0]
         return self
 
@@ -190,7 +200,7 @@ class MeasureAccumulator:
             self.class_counts = np.concatenate([self.class_counts, np.zeros(grow, dtype=np.int64)])
         k = self.class_sums.shape[0]
         weights = csr_matrix((w, (lab, np.arange(lab.size))), shape=(k, lab.size))
-        block_sums = weights @ x
+        block_sums = np.asarray(weights @ x, dtype=np.float64)
         self.class_sums += block_sums
         self.class_counts += np.bincount(lab, minlength=k)
         return block_sums.sum(axis=0)

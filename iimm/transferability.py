@@ -413,19 +413,20 @@ def _sfda_fit_proba(
     st = (1.0 - lam) * st + lam * np.trace(st) / d * np.eye(d)  # shrunk total scatter
     sw = (1.0 - lam) * sw + lam * np.trace(sw) / d * np.eye(d)  # shrunk within scatter
     sb = st - sw  # between scatter
-    try:
-        # Fisher projection: generalised eigenproblem S_b u = e S_w u
-        evals, evecs = linalg.eigh(sb, sw)
-    except linalg.LinAlgError as exc:
-        raise ValueError(
-            "SFDA: the regularised within-class scatter of features is singular "
-            "(features have no within-class variance)"
-        ) from exc
-    evecs = evecs[:, np.argsort(evals)[::-1]]
+    evecs = _fisher_directions(sb, sw, "SFDA: the regularised within-class scatter of features")
     coef = (means @ evecs) @ evecs.T  # class means in the Fisher space
     intercept = -0.5 * np.einsum("ij,ij->i", means, coef) + np.log(priors)
     return _softmax(x @ coef.T + intercept), lam
 
+
+
+def _fisher_directions(sb: np.ndarray, sw: np.ndarray, what: str) -> np.ndarray:
+    """Eigenvectors of the generalised problem S_b u = e S_w u, by decreasing eigenvalue (Fisher/LDA)."""
+    try:
+        evals, evecs = linalg.eigh(sb, sw)
+    except linalg.LinAlgError as exc:
+        raise ValueError(f"{what} is singular (features have no within-class variance)") from exc
+    return evecs[:, np.argsort(evals)[::-1]]
 
 def sfda(features: Any, labels: Any) -> float:
     r"""SFDA (Shao et al., ECCV 2022): self-challenging Fisher discriminant analysis.
@@ -498,14 +499,7 @@ def _ncti_terms(x: np.ndarray, y: np.ndarray, c: int, n_components: int) -> dict
     a_eff = a if a > 1e-10 else 0.0
     sw = sum(priors[j] * _shrunk_cov(zs[bounds[j] : bounds[j + 1]], a_eff) for j in range(c))
     sb = _shrunk_cov(z, a_eff) - sw
-    try:
-        evals, evecs = linalg.eigh(sb, sw)
-    except linalg.LinAlgError as exc:
-        raise ValueError(
-            "NCTI: the within-class covariance of the PCA features is singular "
-            "(features have no within-class variance)"
-        ) from exc
-    evecs = evecs[:, np.argsort(evals)[::-1]]
+    evecs = _fisher_directions(sb, sw, "NCTI: the within-class covariance of the PCA features")
     # 3. S_seli: nuclear norm of the centred LDA projection (C-1 discriminants)
     low = z @ evecs[:, : min(c - 1, k)]
     low -= low.mean(axis=0, keepdims=True)

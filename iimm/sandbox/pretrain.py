@@ -76,7 +76,7 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", n_pairs=3000, steps=300, batch_size=64, lr=2e-3, eval_per_class=10, arch="small"),
-    "quick": Profile("quick", n_pairs=12000, steps=200, batch_size=128, lr=1e-3, eval_per_class=20),
+    "quick": Profile("quick", n_pairs=12000, steps=400, batch_size=128, lr=1e-3, eval_per_class=20),
     "full": Profile("full", n_pairs=40000, steps=1000, batch_size=128, lr=1e-3, eval_per_class=40),
 }
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import zlib
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ __all__ = [
     "register_sandbox_tasks",
     "register_all",
     "ResizedSource",
+    "capped_index",
 ]
 
 PROFILE_ENV = "IIMM_SANDBOX_PROFILE"
@@ -81,14 +83,22 @@ class ResizedSource:
 
     ``source`` is an array (N, H, W[, C]) or a dataset of ``(image, label)``;
     resizing uses PIL's bilinear filter (anti-aliased when shrinking).
+    ``index`` (optional) keeps only those items of ``source``, in that order.
     """
 
-    def __init__(self, source: Any, targets: np.ndarray, size: int = 32) -> None:
+    def __init__(self, source: Any, targets: np.ndarray, size: int = 32, index: np.ndarray | None = None) -> None:
+        targets = np.asarray(targets, dtype=np.int64)
+        if len(targets) != len(source):
+            raise ValueError(f"{len(targets)} targets for {len(source)} images")
+        if index is None:
+            index = np.arange(len(targets), dtype=np.int64)
+        index = np.asarray(index, dtype=np.int64)
+        if index.ndim != 1 or (index.size and (index.min() < 0 or index.max() >= len(targets))):
+            raise ValueError(f"index must be a 1-D array of positions in [0, {len(targets)})")
         self.source = source
-        self.targets = np.asarray(targets, dtype=np.int64)
+        self.index = index
+        self.targets = targets[index]
         self.size = int(size)
-        if len(self.targets) != len(source):
-            raise ValueError(f"{len(self.targets)} targets for {len(source)} images")
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -98,7 +108,7 @@ class ResizedSource:
 
         from ..data.base import to_rgb_image
 
-        item = self.source[i]
+        item = self.source[int(self.index[i])]
         if isinstance(item, tuple):
             item = item[0]
         img = to_rgb_image(item)
@@ -126,18 +136,33 @@ def _procedural_factory(name: str, n_train: int, n_test: int, seed: int):
     return factory
 
 
-def _real_factory(source_name: str):
+def capped_index(n: int, cap: int, name: str, part: str, seed: int) -> np.ndarray:
+    """Sorted positions of a seeded random subset of ``min(n, cap)`` of ``n`` items.
+
+    The subset depends only on ``(name, part, seed, n, cap)``; a random subset
+    (not the first ``cap``) because some sources are ordered by class.
+    """
+    if n <= cap:
+        return np.arange(n, dtype=np.int64)
+    rng = np.random.default_rng([int(seed), zlib.crc32(f"{name}/{part}".encode())])
+    return np.sort(rng.choice(n, size=cap, replace=False)).astype(np.int64)
+
+
+def _real_factory(task: str, source_name: str, n_train: int, n_test: int, seed: int):
+    caps = {"train": n_train, "test": n_test, "all": n_train + n_test}
+
     def factory(part: str, root: Any = None):
         from ..data.registry import _as_source, _resolve
 
         src = _resolve(source_name).factory(part, root)
         data, targets, _ = _as_source(src, source_name)
-        return ResizedSource(data, targets, 32)
+        index = capped_index(len(targets), caps.get(part, len(targets)), task, part, seed)
+        return ResizedSource(data, targets, 32, index=index)
 
     return factory
 
 
-def register_sandbox_tasks(n_train: int = 2000, n_test: int = 1000, seed: int = 0,
+def register_sandbox_tasks(n_train: int = 1000, n_test: int = 500, seed: int = 0,
                            overwrite: bool = True) -> list[str]:
     """Register the sandbox tasks into the dataset registry; return their names.
 
@@ -145,9 +170,11 @@ def register_sandbox_tasks(n_train: int = 2000, n_test: int = 1000, seed: int = 
     ----------
     n_train, n_test:
         Sizes of a procedural task's training pool (validation is then 10% of
-        it) and test split.
+        it) and test split; the real tasks keep a seeded random subset of at
+        most as many (a source without a test split: at most
+        ``n_train + n_test`` images, of which 20% are held out for test).
     seed:
-        World seed of the procedural tasks.
+        World seed of the procedural tasks and of the real tasks' subsets.
     """
     from ..data.registry import dataset_info, register_dataset
     from .tasks import PROCEDURAL_TASKS, REAL_TASKS, list_tasks, task_info
@@ -167,8 +194,11 @@ def register_sandbox_tasks(n_train: int = 2000, n_test: int = 1000, seed: int = 
         else:
             src = REAL_TASKS[name]
             has_test = dataset_info(src).has_test
-            register_dataset(name, _real_factory(src), info["classes"], info["templates"], has_test=has_test,
-                             title=name, source=f"{src} resized to 32x32 RGB", overwrite=overwrite, sandbox=True,
+            cap = (f"at most {n_train} train / {n_test} test images" if has_test
+                   else f"at most {n_train + n_test} images")
+            register_dataset(name, _real_factory(name, src, n_train, n_test, seed), info["classes"],
+                             info["templates"], has_test=has_test, title=name,
+                             source=f"{src} resized to 32x32 RGB, seeded subset of {cap} (seed {seed})", overwrite=overwrite, sandbox=True,
                              coverage=info["coverage"], description=info["description"], base_dataset=src)
         names.append(name)
     return names

@@ -169,7 +169,7 @@ def test_procedural_task_labels_images_and_determinism():
 
 def test_every_class_in_every_split():
     pytest.importorskip("iimm.data")
-    from iimm.data import load_dataset
+    from iimm.data import dataset_info, load_dataset
     from iimm.data.sources import DatasetNotFoundError
     from iimm.data.splits import make_splits
     from iimm.sandbox.registry import register_sandbox_tasks
@@ -183,16 +183,22 @@ def test_every_class_in_every_split():
         for part in ("train", "val"):
             assert set(labels[sp[part]]) == set(range(c)), (name, part)
         assert set(np.arange(DEFAULT_SIZES["test"]) % c) == set(range(c))
-    # through the registry (small sizes so that this stays fast), real data where installed
-    register_sandbox_tasks(n_train=400, n_test=100)
+    # through the registry at the default sizes, real data where installed
+    register_sandbox_tasks()
     missing = []
     try:
         for name in ("sandbox-shapes", *REAL_TASKS):
             c = len(task_info(name)["classes"])
             try:
+                sizes = {}
                 for split in ("train", "val", "test"):
                     ds = load_dataset(name, split, record_split=False)
                     assert set(np.unique(ds.targets)) == set(range(c)), (name, split)
+                    sizes[split] = len(ds)
+                # every task keeps 1000 train-pool and 500 test images (real ones: seeded subsets;
+                # without a test split, one pool of 1500 of which 20% is held out for test)
+                pool, test = (1000, 500) if dataset_info(name).has_test else (1200, 300)
+                assert (sizes["train"] + sizes["val"], sizes["val"], sizes["test"]) == (pool, pool // 10, test), (name, sizes)
             except DatasetNotFoundError as exc:
                 missing.append(f"{name}: {exc}")
         ds = load_dataset("sandbox-sklearn-digits", "test", record_split=False)
@@ -202,6 +208,18 @@ def test_every_class_in_every_split():
         register_sandbox_tasks()
     if len(missing) == len(REAL_TASKS):
         pytest.skip("no real offline dataset installed: " + "; ".join(missing))
+
+
+def test_capped_index_is_a_seeded_sorted_subset():
+    from iimm.sandbox.registry import capped_index
+
+    a = capped_index(1000, 100, "sandbox-mnist", "train", seed=0)
+    assert a.shape == (100,) and np.all(np.diff(a) > 0) and a.min() >= 0 and a.max() < 1000
+    np.testing.assert_array_equal(a, capped_index(1000, 100, "sandbox-mnist", "train", seed=0))
+    assert not np.array_equal(a, capped_index(1000, 100, "sandbox-mnist", "test", seed=0))
+    assert not np.array_equal(a, capped_index(1000, 100, "sandbox-mnist", "train", seed=1))
+    assert a.max() > 500  # a random subset, not the first items of a class-ordered source
+    np.testing.assert_array_equal(capped_index(80, 100, "x", "train", seed=0), np.arange(80))
 
 
 # ----------------------------------------------------------------------------- pretraining and registry

@@ -162,7 +162,7 @@ def _real_factory(task: str, source_name: str, n_train: int, n_test: int, seed: 
     return factory
 
 
-def register_sandbox_tasks(n_train: int = 1000, n_test: int = 500, seed: int = 0,
+def register_sandbox_tasks(n_train: int | None = None, n_test: int | None = None, seed: int = 0,
                            overwrite: bool = True) -> list[str]:
     """Register the sandbox tasks into the dataset registry; return their names.
 
@@ -170,15 +170,17 @@ def register_sandbox_tasks(n_train: int = 1000, n_test: int = 500, seed: int = 0
     ----------
     n_train, n_test:
         Sizes of a procedural task's training pool (validation is then 10% of
-        it) and test split; the real tasks keep a seeded random subset of at
+        it) and test split (default :data:`iimm.sandbox.tasks.DEFAULT_SIZES`); the real tasks keep a seeded random subset of at
         most as many (a source without a test split: at most
         ``n_train + n_test`` images, of which 20% are held out for test).
     seed:
         World seed of the procedural tasks and of the real tasks' subsets.
     """
     from ..data.registry import dataset_info, register_dataset
-    from .tasks import PROCEDURAL_TASKS, REAL_TASKS, list_tasks, task_info
+    from .tasks import DEFAULT_SIZES, PROCEDURAL_TASKS, REAL_TASKS, list_tasks, task_info
 
+    n_train = DEFAULT_SIZES["train"] if n_train is None else n_train
+    n_test = DEFAULT_SIZES["test"] if n_test is None else n_test
     for k, v in (("n_train", n_train), ("n_test", n_test)):
         if not isinstance(v, int) or v < 30:
             raise ValueError(f"{k} must be an int >= 30; got {v!r}")

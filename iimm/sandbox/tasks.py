@@ -49,7 +49,7 @@ __all__ = [
     "task_words",
 ]
 
-DEFAULT_SIZES = {"train": 2000, "test": 1000}
+DEFAULT_SIZES = {"train": 1000, "test": 500}
 
 
 @functools.lru_cache(maxsize=1)

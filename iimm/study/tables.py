@@ -20,7 +20,8 @@ from .cache import ResultStore
 from .config import StudyConfig
 from .units import Unit, select_trial
 
-__all__ = ["TABLES", "assemble_tables", "write_tables", "read_tables"]
+__all__ = ["TABLES", "EMBEDDINGS_DIR", "assemble_tables", "write_tables", "read_tables", "export_embeddings",
+           "embeddings_file"]
 
 _PROV = ["iimm_version", "git_commit", "date", "config_hash", "seed"]
 MEASURE_KEYS = ["inter_modal", "intra_images", "intra_texts", "iimm", "correct_label_alignment",
@@ -39,6 +40,8 @@ TABLES: dict[str, list[str]] = {
                     "in_domain", *_PROV],
 }
 _NAN = float("nan")
+#: sub-folder of a study's output folder that holds the exported embeddings
+EMBEDDINGS_DIR = "embeddings"
 
 
 def _prov(entry: dict[str, Any], chash: str, seed: int | None) -> dict[str, Any]:
@@ -163,3 +166,56 @@ def read_tables(folder: str | Path) -> dict[str, Any]:
     folder = Path(folder)
     return {name: pd.read_parquet(folder / f"{name}.parquet") for name in TABLES if (folder / f"{name}.parquet").exists()}
 
+
+
+def embeddings_file(folder: str | Path, model: str, dataset: str) -> Path:
+    """``<folder>/embeddings/<model>__<dataset>.safetensors``: where :func:`export_embeddings` writes a pair."""
+    safe = lambda x: "".join(ch if ch.isalnum() or ch in "-_.@" else "_" for ch in x)  # noqa: E731
+    return Path(folder) / EMBEDDINGS_DIR / f"{safe(model)}__{safe(dataset)}.safetensors"
+
+
+def export_embeddings(config: StudyConfig, units: Sequence[Unit], store: ResultStore | None = None, *,
+                      split: str | None = None, max_images: int = 300) -> list[Path]:
+    """Write a small sample of cached zero-shot embeddings next to the tables, for figures.
+
+    For every cached ``embed`` unit of ``split`` (default: the evaluation split),
+    at most ``max_images`` image embeddings (a seeded random subset, seed
+    ``config.seed``, in their original order) with their labels and all class
+    text embeddings go to :func:`embeddings_file` as float32 tensors
+    ``images`` (N x d), ``labels`` (N,) and ``texts`` (C x d); the metadata
+    holds the model, dataset, split, the full split size and the unit key.
+    Files are written atomically; returns their paths.
+    """
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from .stages import _load_arrays
+
+    if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
+        raise ValueError(f"max_images must be a positive int; got {max_images!r}")
+    split = split or config.evaluate.split
+    store = store or ResultStore(config.cache_dir, config.executor.stale_lock_s)
+    written = []
+    for u in units:
+        if u.stage != "embed" or u.params["split"] != split:
+            continue
+        entry = store.load(u)
+        if entry is None:
+            continue
+        arrays = _load_arrays(config, entry["result"])
+        n = int(arrays["images"].shape[0])
+        keep = np.arange(n)
+        if n > max_images:
+            keep = np.sort(np.random.default_rng(config.seed).choice(n, size=max_images, replace=False))
+        model, dataset = u.params["model"]["name"], u.params["dataset"]["name"]
+        dest = embeddings_file(config.output_dir, model, dataset)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {"images": np.ascontiguousarray(arrays["images"][keep], dtype=np.float32),
+                   "labels": np.ascontiguousarray(arrays["labels"][keep], dtype=np.int64),
+                   "texts": np.ascontiguousarray(arrays["texts"], dtype=np.float32)}
+        meta = {"model": model, "dataset": dataset, "split": split, "n_split": str(n), "unit": u.key,
+                "classnames": json.dumps(entry["result"].get("classnames", []))}
+        with atomic_path(dest) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+        written.append(dest)
+    return written

@@ -42,8 +42,8 @@ test: install system-deps offline-data
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# the shipped study cache: the full sandbox profile when present, else the quick one
-STUDY ?= $(firstword $(wildcard data/sandbox) data/sandbox-quick)
+# the shipped study cache: the full profile of the sandbox study (configs/sandbox.yaml)
+STUDY ?= data/sandbox
 book: install system-deps
 	$(BIN)/python -m iimm.book build --study $(STUDY)
 

@@ -631,7 +631,8 @@ def parse_config(text: str, source: str = "<string>", base_dir: str | os.PathLik
 
     Raises
     ------
-    ConfigError (a ValueError) naming ``source:line: key: problem``.
+    ConfigError
+        A ``ValueError`` whose message names the source file, line, key and problem.
     """
     data, lines = _read_yaml(text, source)
     ctx = _Ctx(source, lines)

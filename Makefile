@@ -53,7 +53,7 @@ bench: install
 sandbox-pretrain: install
 	$(BIN)/iimm sandbox pretrain --profile full
 
-sandbox-study: install
+sandbox-study: install offline-data
 	$(BIN)/iimm study run configs/sandbox.yaml
 
 clean-book:

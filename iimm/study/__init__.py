@@ -16,13 +16,15 @@ from .cache import Claim, ResultStore
 from .config import STAGES, ConfigError, StudyConfig, load_config, parse_config
 from .executors import Outcome, Summary, run_unit, run_units
 from .stages import register_prepare_hook
-from .tables import TABLES, assemble_tables, embeddings_file, export_embeddings, read_tables, write_tables
+from .tables import (TABLES, assemble_tables, embeddings_file, export_embeddings, read_tables, write_outputs,
+                     write_tables)
 from .units import STAGE_VERSIONS, Unit, expand_units, select_trial
 
 __all__ = [
     "STAGES", "STAGE_VERSIONS", "TABLES", "Claim", "ConfigError", "Outcome", "ResultStore", "StudyConfig", "Summary",
-    "Unit", "assemble_tables", "embeddings_file", "export_embeddings", "expand_units", "load_config", "parse_config", "read_tables", "register_prepare_hook",
-    "run_study", "run_unit", "run_units", "select_trial", "write_tables",
+    "Unit", "assemble_tables", "embeddings_file", "export_embeddings", "expand_units", "load_config", "parse_config",
+    "read_tables", "register_prepare_hook",
+    "run_study", "run_unit", "run_units", "select_trial", "write_outputs", "write_tables",
 ]
 
 
@@ -34,7 +36,5 @@ def run_study(config: StudyConfig | str | os.PathLike, *, profile: str | None = 
     """
     cfg = config if isinstance(config, StudyConfig) else load_config(config, profile=profile)
     summary = run_units(cfg, expand_units(cfg, only=only), executor=executor, progress=progress)
-    units = expand_units(cfg)
-    write_tables(cfg, assemble_tables(cfg, units))
-    export_embeddings(cfg, units)
+    write_outputs(cfg, expand_units(cfg))
     return summary

@@ -151,7 +151,7 @@ def dry_run(cfg: StudyConfig, only: Sequence[str] | None = None) -> str:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .executors import run_units
-    from .tables import assemble_tables, export_embeddings, write_tables
+    from .tables import write_outputs
     from .units import expand_units
 
     cfg = _load(args)
@@ -160,9 +160,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0
     units = expand_units(cfg, only=args.only)
     summary = run_units(cfg, units, progress=not args.no_progress)
-    all_units = expand_units(cfg)
-    paths = write_tables(cfg, assemble_tables(cfg, all_units))
-    export_embeddings(cfg, all_units)
+    _, paths, _ = write_outputs(cfg, expand_units(cfg))
     print(summary.line(cfg.name) + f"; tables in {next(iter(paths.values())).parent}")
     for o in summary.outcomes:
         if o.status in ("failed", "blocked"):
@@ -178,17 +176,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_tables(args: argparse.Namespace) -> int:
     from .executors import _setup_worker
-    from .tables import assemble_tables, export_embeddings, write_tables
+    from .tables import write_outputs
     from .units import expand_units
 
     cfg = _load(args)
     _setup_worker(cfg)
-    units = expand_units(cfg)
-    tables = assemble_tables(cfg, units)
-    paths = write_tables(cfg, tables)
+    tables, paths, files = write_outputs(cfg, expand_units(cfg))
     for name, p in paths.items():
         print(f"{name}: {len(tables[name])} rows -> {p}")
-    files = export_embeddings(cfg, units)
     if files:
         print(f"embeddings: {len(files)} files -> {files[0].parent}")
     return 0

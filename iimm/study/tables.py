@@ -21,7 +21,7 @@ from .config import StudyConfig
 from .units import Unit, select_trial
 
 __all__ = ["TABLES", "EMBEDDINGS_DIR", "assemble_tables", "write_tables", "read_tables", "export_embeddings",
-           "embeddings_file"]
+           "embeddings_file", "write_outputs"]
 
 _PROV = ["iimm_version", "git_commit", "date", "config_hash", "seed"]
 MEASURE_KEYS = ["inter_modal", "intra_images", "intra_texts", "iimm", "correct_label_alignment",
@@ -209,7 +209,6 @@ def export_embeddings(config: StudyConfig, units: Sequence[Unit], store: ResultS
             keep = np.sort(np.random.default_rng(config.seed).choice(n, size=max_images, replace=False))
         model, dataset = u.params["model"]["name"], u.params["dataset"]["name"]
         dest = embeddings_file(config.output_dir, model, dataset)
-        dest.parent.mkdir(parents=True, exist_ok=True)
         tensors = {"images": np.ascontiguousarray(arrays["images"][keep], dtype=np.float32),
                    "labels": np.ascontiguousarray(arrays["labels"][keep], dtype=np.int64),
                    "texts": np.ascontiguousarray(arrays["texts"], dtype=np.float32)}
@@ -219,3 +218,11 @@ def export_embeddings(config: StudyConfig, units: Sequence[Unit], store: ResultS
             save_file(tensors, str(tmp), metadata=meta)
         written.append(dest)
     return written
+
+
+def write_outputs(config: StudyConfig, units: Sequence[Unit]) -> tuple[dict[str, Any], dict[str, Path], list[Path]]:
+    """Everything a study writes to its output folder from the cache: the tables, ``provenance.json``
+    and the exported embeddings. Returns ``(tables, table paths, embedding files)``."""
+    tables = assemble_tables(config, units)
+    paths = write_tables(config, tables)
+    return tables, paths, export_embeddings(config, units)
